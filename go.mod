@@ -1,0 +1,3 @@
+module github.com/adfrun/adfrun
+
+go 1.22
