@@ -220,12 +220,17 @@ func NewFromEnv() (*Client, error) {
 // Format prints the client's factory and identity, never its credentials,
 // whatever the verb.
 func (c *Client) Format(f fmt.State, verb rune) {
-	fmt.Fprintf(f, "adfrun.Client{%v}", c.cfg)
+	fmt.Fprintf(f, "adfrun.Client{%s}", c.cfg.describe())
 }
 
 // Format prints the configuration with its credentials left out, whatever
 // the verb, so a Config can be logged.
 func (cfg Config) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, "adfrun.Config{%s}", cfg.describe())
+}
+
+// describe names the factory and the identity, and which credential is set.
+func (cfg Config) describe() string {
 	cred := "none"
 	switch {
 	case cfg.ClientSecret != "":
@@ -235,7 +240,7 @@ func (cfg Config) Format(f fmt.State, verb rune) {
 	case cfg.FederatedTokenFile != "":
 		cred = "federated token file " + cfg.FederatedTokenFile
 	}
-	fmt.Fprintf(f, "TenantID: %s, ClientID: %s, SubscriptionID: %s, ResourceGroup: %s, Factory: %s, credential: %s",
+	return fmt.Sprintf("TenantID: %s, ClientID: %s, SubscriptionID: %s, ResourceGroup: %s, Factory: %s, credential: %s",
 		cfg.TenantID, cfg.ClientID, cfg.SubscriptionID, cfg.ResourceGroup, cfg.Factory, cred)
 }
 
@@ -350,10 +355,11 @@ type response struct {
 
 // do sends r and returns the body of its 2xx answer. It resends after
 // network errors, 408, 429 and 5xx, waiting as Retry-After asks or backing
-// off, up to maxAttempts requests and never past ctx's deadline. For a
-// request marked once it resends only after 429 and after failures to
-// connect; a 5xx, 408 or lost answer after the request went out gives an
-// error matching ErrOutcomeUnknown.
+// off, up to maxAttempts requests and never past ctx's deadline. A 401 for
+// an expired or invalid token is sent once more with a new token. A request
+// marked once is otherwise resent only after a 429 or when it did not go
+// out whole; a 5xx, 408 or lost answer after it went out gives an error
+// matching ErrOutcomeUnknown.
 func (c *Client) do(ctx context.Context, r *request) ([]byte, error) {
 	renewed := false
 	for attempt := 1; ; attempt++ {
